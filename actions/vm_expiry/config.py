@@ -188,7 +188,7 @@ def from_mapping(raw: Any) -> Config:
         lifetime_days=reader.days("lifetime_days", 90, minimum=1),
         prolong_days=reader.days("prolong_days", 30, minimum=1),
         reminder_days=reader.reminder_days("reminder_days", (14, 7, 1)),
-        grace_days=reader.days("grace_days", 14, minimum=0),
+        grace_days=reader.days("grace_days", 14, minimum=1),
         min_notice_days=reader.days("min_notice_days", 14, minimum=1),
         max_lifetime_days=reader.optional_days("max_lifetime_days"),
         max_deletions_per_run=reader.days("max_deletions_per_run", 10, minimum=0, unit="items"),
