@@ -76,7 +76,8 @@ def test_yaml_file_with_quoted_on_loads(tmp_path):
     )
     config = load_file(path)
     assert config.project_selector.properties == {"expire": "on"}
-    assert config.mail.sender == "Ops <ops@example.org>" and config.mail.bcc == ("audit@example.org",)
+    assert config.mail.sender == "Ops <ops@example.org>"
+    assert config.mail.bcc == ("audit@example.org",)
 
 
 def test_invalid_yaml_names_the_line(tmp_path):
