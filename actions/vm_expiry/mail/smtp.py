@@ -105,8 +105,9 @@ class SmtpSender:
         where, timeout = self.where, self.config.timeout_seconds
         try:
             connection = smtplib.SMTP(self.config.host, self.config.port, timeout=timeout)
-        except TimeoutError:
-            raise _Unavailable(f"SMTP {where} unreachable: timed out after {timeout}s") from None
+        except (TimeoutError, smtplib.SMTPServerDisconnected) as error:
+            reason = f"timed out after {timeout}s" if _timed_out(error) else _reason(error)
+            raise _Unavailable(f"SMTP {where} unreachable: {reason}") from None
         except smtplib.SMTPResponseException as error:
             raise _Unavailable(f"SMTP {where} refused the connection: {_reply(error)}") from None
         except (smtplib.SMTPException, OSError) as error:
@@ -170,10 +171,10 @@ class SmtpSender:
             return failed(f"sender {error.sender} refused: {_reply(error)}"), True
         except smtplib.SMTPDataError as error:
             return failed(f"message refused: {_reply(error)}"), True
-        except TimeoutError:
-            timeout = self.config.timeout_seconds
-            return failed(f"SMTP {self.where} timed out after {timeout}s"), False
-        except smtplib.SMTPServerDisconnected as error:
+        except (TimeoutError, smtplib.SMTPServerDisconnected) as error:
+            if _timed_out(error):
+                timeout = self.config.timeout_seconds
+                return failed(f"SMTP {self.where} timed out after {timeout}s"), False
             return failed(f"SMTP {self.where} closed the connection: {_reason(error)}"), False
         except smtplib.SMTPResponseException as error:
             return failed(f"SMTP {self.where} error: {_reply(error)}"), False
@@ -191,6 +192,11 @@ class SmtpSender:
     def _redacted(self, text: str) -> str:
         password = self.config.password
         return text.replace(password, "***") if password else text
+
+
+def _timed_out(error: BaseException) -> bool:
+    # smtplib reports a reply that never came as a disconnection caused by the timeout.
+    return isinstance(error, TimeoutError) or isinstance(error.__context__, TimeoutError)
 
 
 def _reply(error: smtplib.SMTPResponseException) -> str:
