@@ -238,6 +238,19 @@ def test_template_typo_names_the_file_and_line(tmp_path: Path) -> None:
     assert "'sever' is undefined" in str(caught.value)
 
 
+def test_missing_variable_names_the_packaged_template() -> None:
+    values = variables()
+    del values["prolong_days"]
+
+    with pytest.raises(MailError) as caught:
+        MailRenderer(MailConfig()).render(
+            "reminder", to="a@example.org", variables=values, message_id_seed="s"
+        )
+
+    assert "reminder.txt.j2 line " in str(caught.value)
+    assert "'prolong_days' is undefined" in str(caught.value)
+
+
 def test_template_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "expired.html.j2").write_text("<p>\n{% if %}\n</p>\n")
 

@@ -28,6 +28,7 @@ Filters: ``date`` ("Mon 7 Dec 2026 14:00 UTC"), ``days`` ("1 day", "7 days"), ``
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shlex
@@ -38,7 +39,7 @@ from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from importlib.resources import files
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from jinja2 import (
@@ -51,6 +52,7 @@ from jinja2 import (
     TemplateError,
     TemplateNotFound,
     TemplateSyntaxError,
+    Undefined,
     select_autoescape,
 )
 
@@ -63,6 +65,22 @@ _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
+_T = TypeVar("_T")
+
+
+def _strict(function: Callable[[_T], str]) -> Callable[[_T], str]:
+    """A filter that reports an undefined input as such instead of failing on its type."""
+
+    @functools.wraps(function)
+    def checked(value: _T) -> str:
+        if isinstance(value, Undefined):
+            value._fail_with_undefined_error()
+        return function(value)
+
+    return checked
+
+
+@_strict
 def format_date(moment: datetime) -> str:
     """``Mon 7 Dec 2026 14:00 UTC``; English whatever the host's locale."""
     if not isinstance(moment, datetime):
@@ -74,11 +92,13 @@ def format_date(moment: datetime) -> str:
     )
 
 
+@_strict
 def format_days(count: int) -> str:
     """``1 day``, ``7 days``."""
     return f"{count} day" if abs(count) == 1 else f"{count} days"
 
 
+@_strict
 def format_in_days(count: int) -> str:
     """When something falls due, seen from now: ``in 7 days``, ``today``, ``now``."""
     if count > 0:
@@ -140,8 +160,9 @@ class MailRenderer:
         """The ``event`` mail to ``to``: text and HTML alternatives, CC from the configuration.
 
         BCC addresses are not in the headers; ``SmtpSender.recipients`` adds them to the
-        envelope. Raises ``MailError`` for an unknown event, a template error (naming the file
-        and line) or an unusable address.
+        envelope. ``message_id_seed`` names the mail, e.g. ``"<server id>|<event>|<expire_at>"``:
+        the same seed gives the same Message-ID. Raises ``MailError`` for an unknown event, a
+        template error (naming the file and line) or an unusable address.
         """
         if event not in EVENTS:
             raise MailError(f"unknown mail event {event!r}; expected one of {', '.join(EVENTS)}")

@@ -92,12 +92,10 @@ class SmtpSender:
     def _usable(self, connection: smtplib.SMTP | None) -> smtplib.SMTP:
         """The open connection if the server still answers, else a new one."""
         if connection is not None:
-            try:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
                 if connection.noop()[0] == 250:
                     return connection
-            except (smtplib.SMTPException, OSError):
-                pass  # answered below by reconnecting
-            # Servers close idle connections; that must not cost the next message.
+            # Servers close idle and failed connections; that must not cost the next message.
             _close(connection)
         return self._connect()
 
