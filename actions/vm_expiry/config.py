@@ -95,6 +95,7 @@ class Config:
     exempt: Exemptions = field(default_factory=Exemptions)
     mail: MailConfig = field(default_factory=MailConfig)
     cloud: CloudConfig = field(default_factory=CloudConfig)
+    max_steps_per_run: int = 5000
     batch_size: int = 200
     apply_concurrency: int = 4
     simulated_time: bool = False
@@ -196,6 +197,7 @@ def from_mapping(raw: Any) -> Config:
         exempt=_exemptions(reader.section("exempt")),
         mail=_mail(reader.section("mail")),
         cloud=_cloud(reader.section("cloud")),
+        max_steps_per_run=reader.days("max_steps_per_run", 5000, minimum=1, unit="items"),
         batch_size=reader.days("batch_size", 200, minimum=1, unit="items"),
         apply_concurrency=reader.days("apply_concurrency", 4, minimum=1, unit="items"),
         simulated_time=reader.boolean("simulated_time", False),

@@ -1,0 +1,1 @@
+"""The pack's Mistral workflow definitions, shipped with the package for `vm-expiry deploy`."""
