@@ -158,7 +158,7 @@ class Cloud:
     def selected_projects(self, selector: ProjectSelector) -> dict[str, Mapping[str, Any]]:
         """Projects where expiry applies, by id."""
         params = {"tags": ",".join(selector.tags)} if selector.tags else {}
-        url: str | None = "/v3/projects"
+        url: str | None = "/projects"
         found: dict[str, Mapping[str, Any]] = {}
         while url:
             body = self._get_json(self.identity, url, "listing projects", params=params)
@@ -172,7 +172,7 @@ class Cloud:
     def project(self, project_id: str) -> Mapping[str, Any]:
         """One project."""
         return self._get_json(
-            self.identity, f"/v3/projects/{project_id}", f"project {project_id}"
+            self.identity, f"/projects/{project_id}", f"project {project_id}"
         )["project"]
 
     def user(self, user_id: str) -> Mapping[str, Any] | None:
@@ -180,7 +180,7 @@ class Cloud:
         if user_id not in self._users:
             try:
                 self._users[user_id] = self._get_json(
-                    self.identity, f"/v3/users/{user_id}", f"user {user_id}"
+                    self.identity, f"/users/{user_id}", f"user {user_id}"
                 )["user"]
             except NotFound:
                 self._users[user_id] = None
@@ -192,7 +192,7 @@ class Cloud:
         try:
             self.requests += 1
             body = self.identity.get(
-                "/v3/auth/tokens", headers={"X-Subject-Token": token}
+                "/auth/tokens", headers={"X-Subject-Token": token}
             ).json()["token"]
         except exceptions.ClientException as error:
             if isinstance(error, exceptions.NotFound | exceptions.Unauthorized):
