@@ -47,7 +47,7 @@ def tenants(cloud: FakeCloud):
     alice_project = cloud.add_project("alice")
     bob_project = cloud.add_project("bob")
     alice, alice_token = cloud.add_user("alice", "alice@example.org", alice_project)
-    bob, bob_token = cloud.add_user("bob", "bob@example.org", bob_project)
+    _, bob_token = cloud.add_user("bob", "bob@example.org", bob_project)
     _, admin_token = cloud.add_user("admin", "admin@example.org", "admin", roles=("admin",))
     server = cloud.add_server("web", alice_project, alice, T0)
     return SimpleNamespace(alice=alice_token, bob=bob_token, admin=admin_token, server=server)
