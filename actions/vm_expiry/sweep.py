@@ -208,15 +208,14 @@ def write_state(cloud: Cloud, facts: ServerFacts, state: ExpiryState, secret_key
 
 
 def summarize_batch(outcomes: Sequence[Outcome]) -> dict[str, Any]:
-    """A batch's result: counts per step kind and outcome, and the events worth showing."""
+    """A batch's result: counts per step kind and outcome, and the first events."""
     counts: dict[str, dict[str, int]] = {}
-    events = []
     for outcome in outcomes:
         per_kind = counts.setdefault(outcome.kind, {})
         per_kind[outcome.outcome] = per_kind.get(outcome.outcome, 0) + 1
-        if outcome.kind != StepKind.MARK.value or outcome.outcome != "done":
-            events.append(outcome.as_json())
-    return {"counts": counts, "events": events[:EVENTS_SHOWN]}
+    # Failures first: they feed the summary's list of blocked servers.
+    shown = sorted(outcomes, key=lambda o: o.outcome != "failed")[:EVENTS_SHOWN]
+    return {"counts": counts, "events": [o.as_json() for o in shown]}
 
 
 def summarize(plan_result: Mapping[str, Any], batch_results: Sequence[Mapping[str, Any]],
