@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LAB_DIR ?= .lab
 
-.PHONY: test test-unit demo lint clean-lab
+.PHONY: test test-unit test-horizon test-browser demo lint clean-lab system-packages
 
 $(BIN)/vm-expiry: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,10 +18,23 @@ lint: $(BIN)/vm-expiry
 test-unit: lint
 	$(BIN)/pytest -q
 
-test: lint
+# The lab needs Debian's RabbitMQ; everything else it installs into its own venvs.
+system-packages:
+	@test -x /usr/lib/rabbitmq/bin/rabbitmq-server || { \
+		echo "installing Debian's rabbitmq-server for the lab"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends rabbitmq-server >/dev/null; }
+
+test-horizon:
+	horizon_patches/run-tests.sh
+
+test: lint system-packages test-horizon
 	$(BIN)/pytest -q -m 'not browser'
 
-demo: $(BIN)/vm-expiry
+test-browser: lint system-packages
+	$(BIN)/pytest -q -m browser
+
+demo: $(BIN)/vm-expiry system-packages
 	$(BIN)/vm-expiry demo --dir $(LAB_DIR)
 
 clean-lab: $(BIN)/vm-expiry
