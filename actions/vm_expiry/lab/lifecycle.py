@@ -29,6 +29,9 @@ from vm_expiry.lab.settings import LabInfo
 #: Start order; ``down`` stops in reverse.
 SERVICES = ("epmd", "rabbit", "smtp", "keystone", "nova", "mistral")
 #: Seconds each service gets to answer after its start.
+#: Seconds a service gets between SIGTERM and SIGKILL: Mistral's master never exits on SIGTERM
+#: alone (its workers hang in their graceful stop), so it gets less.
+STOP_TIMEOUTS = {"mistral": 5.0}
 START_TIMEOUTS = {"epmd": 10, "rabbit": 60, "smtp": 20, "keystone": 60, "nova": 120, "mistral": 120}
 
 
@@ -154,7 +157,7 @@ def _start_mistral(
     if not mistral.pack_is_current(lab_dir, pack_dir):
         if processes.running_pid(lab_dir, "mistral") is not None:
             progress.say("the pack changed: stopping mistral to reinstall it")
-            processes.stop(lab_dir, "mistral")
+            processes.stop(lab_dir, "mistral", STOP_TIMEOUTS["mistral"])
         progress.say(f"installing the pack from {pack_dir} into mistral's venv...")
         mistral.install_pack(lab_dir, venv, pack_dir)
     if processes.running_pid(lab_dir, "mistral") is None:
@@ -224,8 +227,8 @@ def up(
             keystone.start(lab_dir, openstack_venv, port["keystone"])
         _wait(lab_dir, "keystone", probes["keystone"], progress)
         keystone.provision(
+            lab_dir,
             info["keystone_url"],
-            passwords["admin"],
             passwords,
             {
                 "identity": ("keystone", info["keystone_url"]),
@@ -259,7 +262,7 @@ def down(lab_dir: Path | str, progress: Progress | None = None) -> list[int]:
         for service in reversed(SERVICES):
             if processes.lab_processes(lab_dir, service):
                 progress.say(f"stopping {service}")
-            processes.stop(lab_dir, service)
+            processes.stop(lab_dir, service, STOP_TIMEOUTS.get(service, processes.STOP_TIMEOUT))
         return processes.lab_processes(lab_dir)
 
 
@@ -269,7 +272,7 @@ def restart_mistral(lab_dir: Path | str, progress: Progress | None = None) -> No
     progress = progress or Progress()
     info = settings.load_info(lab_dir)
     with _locked(lab_dir):
-        processes.stop(lab_dir, "mistral")
+        processes.stop(lab_dir, "mistral", STOP_TIMEOUTS["mistral"])
         venv = lab_dir / "venvs" / "mistral"
         _start_mistral(
             lab_dir, venv, Path(info.get("pack_dir") or default_pack_dir()), info, progress

@@ -82,6 +82,8 @@ class LabNova(integrated_helpers._IntegratedTestBase):
             region_name="RegionOne",
         )
         super().setUp()
+        # Nova's own default; the test fixtures turn an invalid response into a 500.
+        self.flags(group="api", response_validation="warn")
 
     def _setup_compute_service(self):
         # The default SmallFakeDriver holds only a handful of tiny servers.
@@ -133,6 +135,12 @@ class LabNova(integrated_helpers._IntegratedTestBase):
                     created_at=created,
                     metadata={},
                     system_metadata={},
+                    # What a boot sets; the API's response schema requires them.
+                    launch_index=0,
+                    reservation_id=f"r-{instance_id[:8]}",
+                    root_device_name="/dev/vda",
+                    progress=0,
+                    config_drive="",
                     info_cache=objects.InstanceInfoCache(
                         network_info=network_model.NetworkInfo([])
                     ),
