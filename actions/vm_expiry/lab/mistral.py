@@ -8,6 +8,7 @@ reinstall means a restart.
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,18 +114,22 @@ def install_pack(lab_dir: Path, venv: Path, pack_dir: Path) -> None:
     digest = pack_hash(pack_dir)
     log = processes.log_file(lab_dir, "mistral-pack")
     pip = [venv / "bin" / "python", "-m", "pip", "install", "--disable-pip-version-check"]
-    # The version does not change between edits: force the reinstall, then add any new
-    # dependency within the venv's pins.
+    # The version does not change between edits: force the reinstall. A new dependency then
+    # shows in `pip check`, and only then does pip resolve (slowly) within the venv's pins.
     run_logged(
         [*pip, "--force-reinstall", "--no-deps", pack_dir],
         log,
         "installing the pack into Mistral's venv",
     )
-    run_logged(
-        [*pip, "-c", venv / "constraints.txt", pack_dir],
-        log,
-        "installing the pack's dependencies into Mistral's venv",
+    check = subprocess.run(
+        [venv / "bin" / "python", "-m", "pip", "check"], capture_output=True, check=False
     )
+    if check.returncode != 0:
+        run_logged(
+            [*pip, "-c", venv / "constraints.txt", pack_dir],
+            log,
+            "installing the pack's dependencies into Mistral's venv",
+        )
     (lab_dir / "mistral" / "pack.sha256").write_text(digest + "\n")
 
 
