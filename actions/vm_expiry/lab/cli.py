@@ -28,18 +28,20 @@ def _up(args: argparse.Namespace) -> int:
 
     ports = {name: getattr(args, f"{name}_port") for name in DEFAULT_PORTS}
     info = lifecycle.up(args.dir, ports=ports, pack_dir=args.pack_dir)
-    for label, key in (
-        ("keystone", "keystone_url"),
-        ("nova", "nova_url"),
-        ("mistral", "mistral_url"),
-        ("seeding", "seed_url"),
-        ("maildir", "maildir"),
-        ("clouds.yaml", "clouds_yaml"),
-        ("lab.json", str(Path(info["lab_dir"]) / "lab.json")),
-    ):
-        print(f"{label:12} {info.get(key, key)}")
-    print(f"{'smtp':12} 127.0.0.1:{info['smtp_port']}")
-    print(f"{'admin':12} OS_CLOUD=lab-admin OS_CLIENT_CONFIG_FILE={info['clouds_yaml']}")
+    lines = {
+        "keystone": info["keystone_url"],
+        "nova": info["nova_url"],
+        "mistral": info["mistral_url"],
+        "seeding": info["seed_url"],
+        "smtp": f"{info['smtp_host']}:{info['smtp_port']}",
+        "maildir": info["maildir"],
+        "config": info["config_path"],
+        "clouds.yaml": info["clouds_yaml"],
+        "lab.json": str(Path(info["lab_dir"]) / "lab.json"),
+        "admin": f"OS_CLIENT_CONFIG_FILE={info['clouds_yaml']} OS_CLOUD=lab-admin",
+    }
+    for label, value in lines.items():
+        print(f"{label:12} {value}")
     return 0
 
 

@@ -193,6 +193,7 @@ def up(
                 "the lab is running with other ports: run 'vm-expiry lab down' first"
             )
         _check_ports(info, running)
+        settings.save_info(lab_dir, info)
         openstack_venv, mistral_venv = _ensure_venvs(lab_dir, progress)
         info = settings.complete(lab_dir, info)
         settings.write_pack_config(lab_dir, info)

@@ -1,7 +1,7 @@
 """The lab's files: ``lab.json`` (ports, passwords, URLs), ``clouds.yaml`` and ``vm-expiry.yaml``.
 
-``lab.json`` is written at the start of the first ``up`` (ports and generated passwords, so a
-later ``up`` or ``down`` reuses them) and completed once every service answers.
+``lab.json`` is written before the first service starts (ports and generated passwords, so a
+later ``up`` reuses them) and completed once every service answers.
 """
 
 from __future__ import annotations
@@ -52,7 +52,10 @@ def save_info(lab_dir: Path, info: LabInfo) -> None:
 
 
 def prepare(lab_dir: Path, requested_ports: dict[str, int | None]) -> LabInfo:
-    """Ports and passwords for this ``up``: those stored earlier unless new ports are requested."""
+    """Ports and passwords for this ``up``: those stored earlier unless new ports are requested.
+
+    Not saved: the caller saves them once it has checked that they can be used.
+    """
     path = info_path(lab_dir)
     stored: LabInfo = load_info(lab_dir) if path.exists() else {}
     passwords = {
@@ -60,9 +63,7 @@ def prepare(lab_dir: Path, requested_ports: dict[str, int | None]) -> LabInfo:
         for user in USERS_WITH_PASSWORDS
     }
     ports = resolve(stored.get("ports", {}), requested_ports)
-    info = {**stored, "lab_dir": str(lab_dir), "ports": ports, "passwords": passwords}
-    save_info(lab_dir, info)
-    return info
+    return {**stored, "lab_dir": str(lab_dir), "ports": ports, "passwords": passwords}
 
 
 def credentials(info: LabInfo, user: str, project: str) -> dict[str, str]:
