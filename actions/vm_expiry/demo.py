@@ -93,7 +93,7 @@ class Demo:
     def walk(self) -> None:
         """Sweep on the demo's days and print what happened to each server."""
         _say()
-        _say(f"{'day':>4}  {'date':10}  {'server':12} {'what happened':60} mail")
+        _say(f"{'day':>4}  {'date':10}  {'server':12} {'what happened':72} mail")
         for number in SWEEP_DAYS:
             if number > PROLONG_DAY and self.ci_runner:
                 self.prolong(PROLONG_DAY)
@@ -113,7 +113,7 @@ class Demo:
 
     def line(self, number: int, server: str, what: str, mail: str) -> None:
         date = self.day(number).strftime("%Y-%m-%d")
-        _say(f"{number:>4}  {date:10}  {server:12} {what[:60]:60} {mail}")
+        _say(f"{number:>4}  {date:10}  {server:12} {what[:72]:72} {mail}")
 
     def show(self, number: int, summary: Mapping[str, Any]) -> None:
         shown = False
