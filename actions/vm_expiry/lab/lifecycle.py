@@ -166,6 +166,51 @@ def _start_mistral(
         mistral.start(lab_dir, venv, Path(info["config_path"]))
 
 
+def _start_broker_and_sink(
+    lab_dir: Path, info: LabInfo, running: Mapping[str, int | None], progress: Progress
+) -> None:
+    port = info["ports"]
+    if running["epmd"] is None:
+        progress.say("starting epmd and rabbitmq")
+        rabbit.start_epmd(lab_dir, port["epmd"])
+        processes.wait_until(lab_dir, "epmd", lambda: answers(port["epmd"]), START_TIMEOUTS["epmd"])
+    if running["rabbit"] is None:
+        rabbit.start(lab_dir, port["rabbit"], port["rabbit_dist"], port["epmd"])
+    if running["smtp"] is None:
+        progress.say("starting the smtp sink")
+        sink = [
+            sys.executable,
+            "-m",
+            "vm_expiry.lab.smtp_sink",
+            "--port",
+            str(port["smtp"]),
+            "--maildir",
+            info["maildir"],
+        ]
+        processes.start(lab_dir, "smtp", sink)
+
+
+def _start_keystone(
+    lab_dir: Path,
+    venv: Path,
+    info: LabInfo,
+    running: Mapping[str, int | None],
+    progress: Progress,
+) -> None:
+    port = info["ports"]["keystone"]
+    if running["keystone"] is None:
+        progress.say("starting keystone")
+        keystone.configure(lab_dir, venv, port, info["passwords"]["admin"])
+        keystone.start(lab_dir, venv, port)
+    _wait(lab_dir, "keystone", lambda: _http_ok(info["keystone_url"]), progress)
+    catalog = {
+        "identity": ("keystone", info["keystone_url"]),
+        "compute": ("nova", info["nova_url"]),
+        "workflowv2": ("mistral", info["mistral_url"]),
+    }
+    keystone.provision(lab_dir, info["keystone_url"], info["passwords"], catalog)
+
+
 def up(
     lab_dir: Path | str,
     ports: Mapping[str, int | None] | None = None,
@@ -197,46 +242,10 @@ def up(
         openstack_venv, mistral_venv = _ensure_venvs(lab_dir, progress)
         info = settings.complete(lab_dir, info)
         settings.write_pack_config(lab_dir, info)
-        probes = _probes(info, _lazy_token(info))
         port = info["ports"]
-        passwords = info["passwords"]
 
-        if running["epmd"] is None:
-            progress.say("starting epmd and rabbitmq")
-            rabbit.start_epmd(lab_dir, port["epmd"])
-        _wait(lab_dir, "epmd", probes["epmd"], progress)
-        if running["rabbit"] is None:
-            rabbit.start(lab_dir, port["rabbit"], port["rabbit_dist"], port["epmd"])
-        if running["smtp"] is None:
-            progress.say("starting the smtp sink")
-            processes.start(
-                lab_dir,
-                "smtp",
-                [
-                    sys.executable,
-                    "-m",
-                    "vm_expiry.lab.smtp_sink",
-                    "--port",
-                    str(port["smtp"]),
-                    "--maildir",
-                    info["maildir"],
-                ],
-            )
-        if running["keystone"] is None:
-            progress.say("starting keystone")
-            keystone.configure(lab_dir, openstack_venv, port["keystone"], passwords["admin"])
-            keystone.start(lab_dir, openstack_venv, port["keystone"])
-        _wait(lab_dir, "keystone", probes["keystone"], progress)
-        keystone.provision(
-            lab_dir,
-            info["keystone_url"],
-            passwords,
-            {
-                "identity": ("keystone", info["keystone_url"]),
-                "compute": ("nova", info["nova_url"]),
-                "workflowv2": ("mistral", info["mistral_url"]),
-            },
-        )
+        _start_broker_and_sink(lab_dir, info, running, progress)
+        _start_keystone(lab_dir, openstack_venv, info, running, progress)
         if running["nova"] is None:
             progress.say("starting nova")
             nova_auth = settings.credentials(info, "nova", keystone.SERVICE_PROJECT)
@@ -246,9 +255,10 @@ def up(
             port["mistral"],
             rabbit.transport_url(port["rabbit"]),
             info["keystone_url"],
-            passwords["mistral"],
+            info["passwords"]["mistral"],
         )
         _start_mistral(lab_dir, mistral_venv, pack, info, progress)
+        probes = _probes(info, _lazy_token(info))
         for service in ("rabbit", "smtp", "nova", "mistral"):
             _wait(lab_dir, service, probes[service], progress)
         progress.say("lab is up")
