@@ -298,4 +298,5 @@ def facts_from_body(server: Mapping[str, Any]) -> ServerFacts:
         task_state=server.get("OS-EXT-STS:task_state"),
         locked=bool(server.get("locked")),
         locked_reason=server.get("locked_reason"),
+        vcpus=int((server.get("flavor") or {}).get("vcpus") or 0),
     )

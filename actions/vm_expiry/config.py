@@ -26,9 +26,13 @@ CONFIG_PATH_VARIABLE = "VM_EXPIRY_CONFIG"
 SECRET_KEYS = frozenset({"secret_key", "mail.password", "cloud.auth.password"})
 
 
+EXEMPT_PROJECT_TAG = "vm-expiry-exempt"
+
+
 @dataclass(frozen=True)
 class ProjectSelector:
-    """Which Keystone projects expiry applies to: all properties must match, all tags present."""
+    """Which Keystone projects expiry applies to: all properties must match, all tags present,
+    and no administrator put the exemption tag on the project."""
 
     properties: Mapping[str, str] = field(
         default_factory=lambda: {"type": "personal", "expire": "on"}
@@ -38,6 +42,8 @@ class ProjectSelector:
     def matches(self, project: Mapping[str, Any]) -> bool:
         """Whether a Keystone project (as the API returns it) is selected."""
         project_tags = set(project.get("tags") or ())
+        if EXEMPT_PROJECT_TAG in project_tags:
+            return False
         return all(str(project.get(k)) == v for k, v in self.properties.items()) and set(
             self.tags
         ) <= project_tags

@@ -33,6 +33,8 @@ class ServerFacts:
     task_state: str | None = None
     locked: bool = False
     locked_reason: str | None = None
+    vcpus: int = 0
+    owner_exempt: bool = False
 
 
 class StepKind(str, Enum):
@@ -84,7 +86,7 @@ def decide(facts: ServerFacts, config: Config, now: datetime) -> Step:
         return Step(StepKind.NONE, sid, f"skipped while {busy}")
     exempt_by = _configured_exemption(facts, config)
     if exempt_by:
-        return Step(StepKind.NONE, sid, f"exempt by configuration ({exempt_by})")
+        return Step(StepKind.NONE, sid, f"exempt ({exempt_by})")
 
     reading = read_state(sid, facts.metadata, config.secret_key)
     if not reading.has_pack_keys:
@@ -116,6 +118,8 @@ def decide(facts: ServerFacts, config: Config, now: datetime) -> Step:
 
 
 def _configured_exemption(facts: ServerFacts, config: Config) -> str | None:
+    if facts.owner_exempt:
+        return "user, by an administrator"
     if facts.id in config.exempt.servers:
         return "server"
     if facts.user_id in config.exempt.users:
@@ -193,6 +197,14 @@ def _after_expiry(facts: ServerFacts, state: ExpiryState, config: Config, now: d
             "prolong it or remove its expiry",
         )
     return Step(StepKind.DELETE, sid, f"expired, grace ended {format_time(delete_at)}")
+
+
+USER_EXEMPT_PROPERTY = "vm_expiry_exempt"
+
+
+def user_is_exempt(user: Mapping[str, object] | None) -> bool:
+    """Whether an administrator exempted a Keystone user (a property on the user)."""
+    return bool(user) and str((user or {}).get(USER_EXEMPT_PROPERTY, "")).lower() == "true"
 
 
 def lifetime_cap(facts: ServerFacts, config: Config) -> datetime | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ from vm_expiry.policy import (
     StepKind,
     decide,
     plan_steps,
+    user_is_exempt,
 )
 from vm_expiry.state import DELETE_AT, ExpiryState, lock_reason, read_state
 from vm_expiry.timeutil import format_time
@@ -45,7 +46,7 @@ def plan(cloud: Cloud, config: Config, now: datetime, page_size: int) -> dict[st
         nonlocal seen
         for facts in cloud.iter_servers(projects, page_size=page_size):
             seen += 1
-            yield decide(facts, config, now)
+            yield decide_with_owner(cloud, facts, config, now)
 
     result = plan_steps(decisions(), config)
     acting = [s for s in result.steps if s.acts]
@@ -65,6 +66,14 @@ def plan(cloud: Cloud, config: Config, now: datetime, page_size: int) -> dict[st
         "blocked_total": len(blocked),
         "batches": [refs[i : i + size] for i in range(0, len(refs), size)],
     }
+
+
+def decide_with_owner(cloud: Cloud, facts: ServerFacts, config: Config, now: datetime) -> Step:
+    """The policy's step, asking Keystone about the owner only when the step would act."""
+    step = decide(facts, config, now)
+    if step.acts and user_is_exempt(cloud.user(facts.user_id)):
+        return decide(replace(facts, owner_exempt=True), config, now)
+    return step
 
 
 @dataclass(frozen=True)
@@ -129,7 +138,7 @@ class Applier:
         if project is None or not self.config.project_selector.matches(project):
             return Outcome(server_id, facts.name, planned.value, "skipped",
                            "project no longer selected for expiry")
-        step = decide(facts, self.config, self.now)
+        step = decide_with_owner(self.cloud, facts, self.config, self.now)
         if step.kind is not planned:
             return Outcome(server_id, facts.name, planned.value, "skipped",
                            f"changed since the plan; now: {step.kind.value}: {step.reason}")
