@@ -16,15 +16,17 @@ from vm_expiry.errors import VmExpiryError
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every command group registered."""
+    from vm_expiry import admin_commands, demo
     from vm_expiry import commands as workflow_commands
-    from vm_expiry import demo
     from vm_expiry.lab import cli as lab_cli
 
     parser = argparse.ArgumentParser(
         prog="vm-expiry", description="Automatic expiry of forgotten OpenStack servers."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for register in (workflow_commands.register, demo.register, lab_cli.register):
+    for register in (
+        workflow_commands.register, admin_commands.register, demo.register, lab_cli.register
+    ):
         register(commands)
     return parser
 

@@ -175,6 +175,30 @@ class Cloud:
             self.identity, f"/projects/{project_id}", f"project {project_id}"
         )["project"]
 
+    def projects(self) -> list[Mapping[str, Any]]:
+        """Every project the caller may list."""
+        return self._get_json(self.identity, "/projects", "listing projects")["projects"]
+
+    def tag_project(self, project_id: str, tag: str, present: bool) -> None:
+        """Add or remove one tag of a project (admin)."""
+        what = f"tagging project {project_id}"
+        try:
+            self.requests += 1
+            if present:
+                self.identity.put(f"/projects/{project_id}/tags/{tag}")
+            else:
+                self.identity.delete(f"/projects/{project_id}/tags/{tag}")
+        except exceptions.ClientException as error:
+            raise _translate(error, what) from None
+
+    def set_user_property(self, user_id: str, name: str, value: str) -> None:
+        """Set an extra property of a Keystone user (admin)."""
+        try:
+            self.requests += 1
+            self.identity.patch(f"/users/{user_id}", json={"user": {name: value}})
+        except exceptions.ClientException as error:
+            raise _translate(error, f"updating user {user_id}") from None
+
     def user(self, user_id: str) -> Mapping[str, Any] | None:
         """One user (cached for the life of this object); None when it no longer exists."""
         if user_id not in self._users:
@@ -215,19 +239,22 @@ class Cloud:
 
     # --- Nova -----------------------------------------------------------------------------
 
-    def iter_servers(self, project_ids: Mapping[str, Any] | set[str],
+    def iter_servers(self, project_ids: Mapping[str, Any] | set[str] | None,
                      page_size: int = PAGE_SIZE) -> Iterator[ServerFacts]:
-        """Every server of the given projects, streamed page by page across all projects.
+        """Every server of the given projects, streamed page by page across all projects
+        (``None``: the caller's own project's servers, as a non-admin sees them).
 
         A failure mid-listing raises CloudError: a caller must not act on a partial listing.
         """
-        params: dict[str, Any] = {"all_tenants": 1, "limit": page_size}
+        params: dict[str, Any] = {"limit": page_size}
+        if project_ids is not None:
+            params["all_tenants"] = 1
         url: str | None = "/servers/detail"
         while url:
             body = self._get_json(self.compute, url, "listing servers", params=params)
             params = {}
             for server in body.get("servers", []):
-                if server.get("tenant_id") in project_ids:
+                if project_ids is None or server.get("tenant_id") in project_ids:
                     yield facts_from_body(server)
             url = next(
                 (link["href"] for link in body.get("servers_links", []) if link["rel"] == "next"),

@@ -22,6 +22,7 @@ from vm_expiry.cloud import PAGE_SIZE, Cloud, Forbidden, Identity, NotFound, ser
 from vm_expiry.config import Config, load_runtime
 from vm_expiry.errors import VmExpiryError
 from vm_expiry.prolonging import prolong_server
+from vm_expiry.state import ExpiryState, Phase, locked_by_pack
 from vm_expiry.timeutil import parse_api_time
 
 log = logging.getLogger(__name__)
@@ -144,5 +145,30 @@ class Prolong(actions.Action):
                 return prolong_server(cloud, config, identity, token, str(self.server), now)
             except NotFound:
                 raise NotFound(f"server {self.server} not found in your projects") from None
+
+        return _guarded(work)
+
+
+class Exempt(actions.Action):
+    """Take a server out of expiry for good (admin only): the sealed state ``exempt``.
+
+    A server the pack locked and stopped is unlocked (it is left stopped: its owner starts it).
+    """
+
+    def __init__(self, server: str) -> None:
+        super().__init__()
+        self.server = server
+
+    def run(self, context: Any) -> Any:
+        def work() -> Mapping[str, Any]:
+            config = load_runtime()
+            cloud = _service_cloud(config)
+            _require_admin(context, cloud)
+            facts = cloud.get_server(str(self.server))
+            sweep.write_state(cloud, facts, ExpiryState(Phase.EXEMPT, None), config.secret_key)
+            unlocked = locked_by_pack(facts.locked, facts.locked_reason)
+            if unlocked:
+                cloud.unlock(facts.id)
+            return {"server": facts.id, "name": facts.name, "exempt": True, "unlocked": unlocked}
 
         return _guarded(work)

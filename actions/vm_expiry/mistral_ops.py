@@ -21,11 +21,13 @@ from vm_expiry.errors import VmExpiryError
 
 SWEEP = "vm_expiry.sweep"
 PROLONG = "vm_expiry.prolong"
+EXEMPT = "vm_expiry.exempt"
 ENVIRONMENT = "vm_expiry"
 CRON_TRIGGER = "vm_expiry.sweep.scheduled"
 DEFAULT_CRON = "0 * * * *"
 # The sweep is for admins; everyone may prolong their own servers.
-SCOPES = {"vm_expiry_sweep.yaml": "private", "vm_expiry_prolong.yaml": "public"}
+SCOPES = {"vm_expiry_sweep.yaml": "private", "vm_expiry_prolong.yaml": "public",
+          "vm_expiry_exempt.yaml": "private"}
 TERMINAL = {"SUCCESS", "ERROR", "CANCELLED"}
 
 

@@ -324,3 +324,16 @@ def batches(steps: Sequence[Step], size: int) -> list[list[Step]]:
     """Acting steps grouped for the workflow's with-items, in order."""
     acting = [s for s in steps if s.acts]
     return [acting[i : i + size] for i in range(0, len(acting), size)]
+
+
+def forecast_deletion(facts: ServerFacts, step: Step, config: Config,
+                      now: datetime) -> datetime | None:
+    """When the server will be deleted if nobody prolongs it and every mail is delivered."""
+    if step.kind is StepKind.DELETE:
+        return now
+    state = step.new_state or read_state(facts.id, facts.metadata, config.secret_key).sealed
+    if state is None or state.expire_at is None or step.kind is StepKind.BLOCKED:
+        return None
+    if state.phase is Phase.EXPIRED and state.delete_at is not None:
+        return max(state.delete_at, state.expire_at + days(config.grace_days))
+    return max(state.expire_at, now) + days(config.grace_days)
