@@ -47,6 +47,20 @@ class FakeServer:
 
 
 @dataclass
+class Fault:
+    """An injected failure: an HTTP status, or an exception raised as if the connection broke
+    (e.g. ``requests.exceptions.ConnectionError`` or ``ReadTimeout``); ``times`` limits how
+    often it fires (None: until cleared)."""
+
+    method: str
+    pattern: str
+    status: int = 503
+    times: int | None = None
+    exc: type[Exception] | None = None
+    fired: int = 0
+
+
+@dataclass
 class Caller:
     user_id: str
     user_name: str
@@ -62,7 +76,7 @@ class FakeCloud:
         self.users: dict[str, dict[str, Any]] = {}
         self.servers: dict[str, FakeServer] = {}
         self.tokens: dict[str, Caller] = {}
-        self.faults: list[tuple[str, str, int]] = []  # (method, path regex, status)
+        self.faults: list[Fault] = []
         self.calls: list[tuple[str, str]] = []
         self.tokens["service-token"] = Caller("svc", "vm-expiry", "service", ("admin",))
         self._mount(mocker)
@@ -90,9 +104,13 @@ class FakeCloud:
         self.servers[server.id] = server
         return server
 
-    def fail(self, method: str, path_regex: str, status: int = 503) -> None:
-        """Make requests whose URL matches fail with ``status`` until cleared."""
-        self.faults.append((method, path_regex, status))
+    def fail(self, method: str, path_regex: str, status: int = 503, *, times: int | None = None,
+             exc: type[Exception] | None = None) -> Fault:
+        """Make requests whose URL matches fail with ``status`` (or raise ``exc``), ``times``
+        times or until cleared (``faults.clear()``)."""
+        fault = Fault(method, path_regex, status, times, exc)
+        self.faults.append(fault)
+        return fault
 
     def session(self) -> session.Session:
         """A session as the pack's service user."""
@@ -117,10 +135,15 @@ class FakeCloud:
     def _dispatch(self, request: Any, context: Any) -> Any:
         path = request.path
         self.calls.append((request.method, path))
-        for method, pattern, status in self.faults:
-            if method == request.method and re.search(pattern, request.url):
-                context.status_code = status
-                return {"error": {"message": "injected fault", "code": status}}
+        for fault in self.faults:
+            if fault.times is not None and fault.fired >= fault.times:
+                continue
+            if fault.method == request.method and re.search(fault.pattern, request.url):
+                fault.fired += 1
+                if fault.exc is not None:
+                    raise fault.exc(f"injected {fault.exc.__name__}")
+                context.status_code = fault.status
+                return {"error": {"message": "injected fault", "code": fault.status}}
         if request.netloc == "keystone.test":
             return self._keystone(request, context, path)
         caller = self._caller(request)
