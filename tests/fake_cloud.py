@@ -79,6 +79,7 @@ class FakeCloud:
         self.faults: list[Fault] = []
         self.calls: list[tuple[str, str]] = []
         self.tokens["service-token"] = Caller("svc", "vm-expiry", "service", ("admin",))
+        self.mocker = mocker
         self._mount(mocker)
 
     # --- set-up helpers -------------------------------------------------------------------
@@ -111,6 +112,11 @@ class FakeCloud:
         fault = Fault(method, path_regex, status, times, exc)
         self.faults.append(fault)
         return fault
+
+    def register_passthrough(self, port: int) -> None:
+        """Let requests to 127.0.0.1:port reach the real network (e.g. a closed port)."""
+        self.mocker.register_uri(requests_mock.ANY, re.compile(rf"http://127\.0\.0\.1:{port}/"),
+                                 real_http=True)
 
     def session(self) -> session.Session:
         """A session as the pack's service user."""
@@ -153,6 +159,11 @@ class FakeCloud:
         return self._nova(request, context, path, caller)
 
     def _keystone(self, request: Any, context: Any, path: str) -> Any:
+        if path.rstrip("/") == "/v3" and request.method == "GET":
+            return {"version": {"id": "v3.14", "status": "stable",
+                                "links": [{"rel": "self", "href": f"{KEYSTONE}/"}],
+                                "media-types": [{"base": "application/json",
+                                                 "type": "application/vnd.openstack.identity-v3+json"}]}}
         if path == "/v3/auth/tokens" and request.method == "POST":
             context.status_code = 201
             context.headers["X-Subject-Token"] = "service-token"
@@ -160,7 +171,7 @@ class FakeCloud:
                                     project_name="service")
             token.add_role(name="admin")
             for kind, url in (("identity", KEYSTONE), ("compute", NOVA),
-                              ("workflowv2", MISTRAL)):
+                              ("workflowv2", globals()["MISTRAL"])):
                 token.add_service(kind).add_standard_endpoints(public=url, region="RegionOne")
             return token
         if self._caller(request) is None:

@@ -92,13 +92,16 @@ def _retrying(call: Callable[[], T], what: str) -> T:
                 exceptions.InternalServerError, exceptions.BadGateway,
                 exceptions.GatewayTimeout) as error:
             if attempt == RETRIES:
-                raise CloudError(f"{what}: {_describe(error)} (after {RETRIES} tries)") from None
+                raise CloudError(f"{what}: {describe(error)} (after {RETRIES} tries)") from None
             time.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")
 
 
-def _describe(error: BaseException) -> str:
+def describe(error: BaseException) -> str:
+    if isinstance(error, exceptions.ConnectionError):
+        # keystoneauth appends the whole urllib3 error chain; the first clause says it all.
+        return str(error).split(": HTTPConnectionPool", 1)[0].split(": HTTPSConnectionPool")[0]
     if isinstance(error, exceptions.HttpError):
         detail = error.details or error.message
         return f"HTTP {error.http_status}: {detail}"
@@ -106,11 +109,12 @@ def _describe(error: BaseException) -> str:
 
 
 def _translate(error: exceptions.ClientException, what: str) -> CloudError:
+    """A keystoneauth error as the pack's own, in one line."""
     if isinstance(error, exceptions.NotFound):
         return NotFound(f"{what}: not found")
     if isinstance(error, exceptions.Forbidden | exceptions.Unauthorized):
-        return Forbidden(f"{what}: not allowed ({_describe(error)})")
-    return CloudError(f"{what}: {_describe(error)}")
+        return Forbidden(f"{what}: not allowed ({describe(error)})")
+    return CloudError(f"{what}: {describe(error)}")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from keystoneauth1 import session as ks_session
 from mistralclient.api import base as mistral_base
 from mistralclient.api import client as mistral_client
 
+from vm_expiry.cloud import describe
 from vm_expiry.config import Config
 from vm_expiry.errors import VmExpiryError
 
@@ -40,8 +41,13 @@ def connect(sess: ks_session.Session, region_name: str | None = None) -> Any:
     try:
         url = sess.get_endpoint(service_type="workflowv2", interface="public",
                                 region_name=region_name)
+    except ks_exceptions.ConnectionError as error:
+        raise MistralError(f"authenticating: Keystone is unreachable ({describe(error)})") \
+            from None
+    except ks_exceptions.Unauthorized:
+        raise MistralError("authenticating: Keystone refused the credentials") from None
     except ks_exceptions.ClientException as error:
-        raise MistralError(f"finding Mistral in the catalog: {error}") from None
+        raise MistralError(f"finding Mistral in the catalog: {describe(error)}") from None
     if not url:
         raise MistralError("no workflowv2 (Mistral) endpoint in the service catalog")
     return mistral_client.client(session=sess, mistral_url=url)
@@ -57,7 +63,7 @@ def call(what: str, work: Callable[[], Any]) -> Any:
     except ks_exceptions.ConnectFailure:
         raise MistralError(f"{what}: Mistral is unreachable") from None
     except ks_exceptions.ClientException as error:
-        raise MistralError(f"{what}: {error}") from None
+        raise MistralError(f"{what}: {describe(error)}") from None
 
 
 def packaged_definitions() -> dict[str, str]:
