@@ -22,6 +22,7 @@ from vm_expiry.timeutil import format_time
 KEYSTONE = "http://keystone.test/v3"
 NOVA = "http://nova.test/v2.1"
 MISTRAL = "http://mistral.test/v2"
+IDENTITY_V3 = "application/vnd.openstack.identity-v3+json"
 
 
 @dataclass
@@ -162,8 +163,7 @@ class FakeCloud:
         if path.rstrip("/") == "/v3" and request.method == "GET":
             return {"version": {"id": "v3.14", "status": "stable",
                                 "links": [{"rel": "self", "href": f"{KEYSTONE}/"}],
-                                "media-types": [{"base": "application/json",
-                                                 "type": "application/vnd.openstack.identity-v3+json"}]}}
+                                "media-types": [{"base": "application/json", "type": IDENTITY_V3}]}}
         if path == "/v3/auth/tokens" and request.method == "POST":
             context.status_code = 201
             context.headers["X-Subject-Token"] = "service-token"
