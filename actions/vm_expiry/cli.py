@@ -16,7 +16,7 @@ from vm_expiry.errors import VmExpiryError
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every command group registered."""
-    from vm_expiry import admin_commands, demo
+    from vm_expiry import admin_commands, config_reference, demo
     from vm_expiry import commands as workflow_commands
     from vm_expiry.lab import cli as lab_cli
 
@@ -25,7 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in (
-        workflow_commands.register, admin_commands.register, demo.register, lab_cli.register
+        workflow_commands.register,
+        admin_commands.register,
+        config_reference.register,
+        demo.register,
+        lab_cli.register,
     ):
         register(commands)
     return parser
