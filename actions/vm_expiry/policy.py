@@ -269,10 +269,12 @@ def prolong(facts: ServerFacts, config: Config, now: datetime) -> Prolongation:
         target = cap
     if current is not None and current.phase is not Phase.EXPIRED:
         assert current.expire_at is not None
-        if current.expire_at > target:
+        # Equal too: a prolong that moves nothing must not reset the reminders already sent
+        # (they would go out again with the same Message-IDs) nor mail a second confirmation.
+        if current.expire_at >= target:
             raise ProlongRefused(
                 f"server {facts.id} already expires {format_time(current.expire_at)}, "
-                f"later than a prolong would give ({format_time(target)})"
+                f"no earlier than a prolong would give ({format_time(target)})"
             )
     ours = locked_by_pack(facts.locked, facts.locked_reason)
     was_expired = current is not None and current.phase is Phase.EXPIRED
