@@ -14,8 +14,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import MailSink
 from fake_cloud import FakeCloud, FakeServer
+from mail_sink import MailSink
 from mistral_lib.actions import Result
 from policy_helpers import SECRET, T0
 from test_faults import (  # noqa: F401  (runtime is a fixture)

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from conftest import MailSink
 from fake_cloud import KEYSTONE, FakeCloud, FakeServer
+from mail_sink import MailSink
 from mistral_lib.actions import Result
 from policy_helpers import SECRET, T0
 from test_sweep import config_for, run_sweep

@@ -45,7 +45,6 @@ from typing import Any
 import requests
 import requests_mock
 from aiosmtpd.controller import Controller
-from conftest import MailSink
 from fake_cloud import FakeCloud, FakeServer
 from hypothesis import HealthCheck, settings
 from hypothesis import Phase as Stage
@@ -59,6 +58,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
+from mail_sink import MailSink
 from policy_helpers import SECRET, T0
 
 from vm_expiry import cloud as cloud_module
