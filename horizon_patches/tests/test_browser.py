@@ -100,13 +100,15 @@ def world() -> Iterator[World]:
         created_at=format_time(now - timedelta(days=AGE_DAYS)),
         name_prefix="web",
     )
-    mistral = mistral_ops.connect(admin)
-    mistral_ops.deploy(mistral, load_file(info["config_path"]), None, False)
-    mistral_ops.run(mistral, mistral_ops.SWEEP, {"now": format_time(now)}, 300, False)
-    server_name = pop.server(admin, server_id)["name"]
-    yield World(info, name, pop.USER_PASSWORD, project_id, server_id, server_name)
-    # The lab is shared and every sweep lists every server: leave none behind.
-    pop.delete_servers(pop.admin_session(info), project_id)
+    try:
+        mistral = mistral_ops.connect(admin)
+        mistral_ops.deploy(mistral, load_file(info["config_path"]), None, False)
+        mistral_ops.run(mistral, mistral_ops.SWEEP, {"now": format_time(now)}, 300, False)
+        server_name = pop.server(admin, server_id)["name"]
+        yield World(info, name, pop.USER_PASSWORD, project_id, server_id, server_name)
+    finally:
+        # The lab is shared and every sweep lists every server: leave none behind.
+        pop.delete_servers(pop.admin_session(info), project_id)
 
 
 def _free_port() -> int:
