@@ -121,6 +121,8 @@ def _free_port() -> int:
 def horizon(world: World) -> Iterator[str]:
     """A Horizon dev server (runserver) on a free port of 127.0.0.1; its base URL."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for stale in ("failure.png", "failure.html"):
+        (ARTIFACTS / stale).unlink(missing_ok=True)
     port = _free_port()
     env = {
         **os.environ,
