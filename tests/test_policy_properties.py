@@ -120,9 +120,19 @@ class History:
         before = sim.sealed(config)
         was_locked = sim.facts.locked
         step = sim.sweep(now, config, mail_ok)
-        if step.kind is StepKind.REPAIR or (
-            step.state_if_mail_fails is not None and before is None
-        ):
+        self.record(step, before, was_locked, mail_ok)
+        if step.kind is StepKind.DELETE:
+            return
+        if mail_ok:
+            again = decide(sim.facts, config, now)
+            assert not again.acts, f"repeated sweep at the same now acted: {again}"
+
+    def record(self, step, before, was_locked: bool, mail_ok: bool) -> None:
+        """Check one applied step against what this history delivered so far."""
+        config, now = self.config, self.now
+        if before is None and step.new_state is not None:
+            # A state built afresh (mark, or repair of an untrusted one) is a new expiry; a
+            # repair restoring the sealed values continues the one the reminders were for.
             self.new_epoch()
         if step.kind is StepKind.REMIND and mail_ok:
             # Each stage at most once for one expiry date.
@@ -140,18 +150,17 @@ class History:
             assert self.expiry_mail_at is not None, "deleted without a delivered expiry mail"
             assert now >= sealed.expire_at + days(config.grace_days)
             assert now >= self.expiry_mail_at + days(config.grace_days)
-            return
-        if mail_ok:
-            again = decide(sim.facts, config, now)
-            assert not again.acts, f"repeated sweep at the same now acted: {again}"
 
     def skewed_sweep(self, mail_ok: bool) -> None:
         settled = decide(self.sim.facts, self.config, self.latest)
+        before = self.sim.sealed(self.config)
+        was_locked = self.sim.facts.locked
         step = decide(self.sim.facts, self.config, self.now)
         if not settled.acts:
             # Nothing due at the latest time seen means nothing due at an earlier one.
             assert not step.acts, f"skewed sweep acted: {step}"
         self.sim.apply(step, self.now, self.config, mail_ok)
+        self.record(step, before, was_locked, mail_ok)
 
     def prolong(self) -> None:
         config, sim, now = self.config, self.sim, self.now

@@ -19,7 +19,9 @@ def parse_metadata_time(text: str) -> datetime | None:
     if not isinstance(text, str) or not _METADATA_TIME.fullmatch(text):
         return None
     try:
-        return datetime.strptime(text, ISO_FORMAT).replace(tzinfo=timezone.utc)
+        # fromisoformat is several times faster than strptime; the pattern above already
+        # pinned the exact form, so both accept and refuse the same values.
+        return datetime.fromisoformat(text[:-1]).replace(tzinfo=timezone.utc)
     except ValueError:
         return None
 
