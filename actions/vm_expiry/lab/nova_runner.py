@@ -81,6 +81,10 @@ class LabNova(integrated_helpers._IntegratedTestBase):
             project_domain_name="Default",
             region_name="RegionOne",
         )
+        # The fixtures keep Nova's databases in in-memory SQLite: a connection recycled after
+        # the default hour comes back empty ("no such table"), so never recycle.
+        for group in ("database", "api_database"):
+            self.flags(group=group, connection_recycle_time=10**9)
         super().setUp()
         # Nova's own default; the test fixtures turn an invalid response into a 500.
         self.flags(group="api", response_validation="warn")
