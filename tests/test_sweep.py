@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from fake_cloud import FakeCloud
 from policy_helpers import SECRET, T0
@@ -61,6 +63,15 @@ def test_a_forgotten_server_goes_through_its_whole_life(world, mail_sink):
     ]
     assert all(m["To"] == "alice@example.org" for m in sink.messages)
     assert team.metadata == {} and team.id in cloud.servers
+
+
+def test_a_reminder_sent_an_hour_late_still_counts_the_started_day(world, mail_sink):
+    cloud, _, _ = world
+    sink, port = mail_sink
+    config = config_for(port)
+    run_sweep(cloud, config, T0)
+    run_sweep(cloud, config, T0 + days(83) + timedelta(hours=1))
+    assert sink.subjects() == ['Your server "web" expires in 7 days']
 
 
 def test_repeating_a_sweep_sends_no_second_mail(world, mail_sink):

@@ -29,7 +29,7 @@ from vm_expiry.policy import (
     user_is_exempt,
 )
 from vm_expiry.state import DELETE_AT, ExpiryState, lock_reason, read_state
-from vm_expiry.timeutil import format_time
+from vm_expiry.timeutil import days_until, format_time
 
 log = logging.getLogger(__name__)
 BLOCKED_SHOWN = 200
@@ -197,7 +197,7 @@ class Applier:
             "project": {"id": project.get("id"), "name": project.get("name")},
             "user": {"id": facts.user_id, "name": (user or {}).get("name"), "email": email},
             "expire_at": expire_at,
-            "days_left": (expire_at - self.now).days if expire_at else 0,
+            "days_left": days_until(expire_at, self.now) if expire_at else 0,
             "delete_at": state.delete_at,
             "grace_days": self.config.grace_days,
             "prolong_days": self.config.prolong_days,

@@ -46,3 +46,12 @@ def parse_api_time(text: str) -> datetime:
 def days(count: float) -> timedelta:
     """A duration of ``count`` days."""
     return timedelta(days=count)
+
+
+def days_until(moment: datetime, now: datetime) -> int:
+    """Days from ``now`` until ``moment``, a started day counting as a whole one.
+
+    A 7-day reminder sent by an hourly sweep finds 6 days 23 hours left and must still say
+    "in 7 days"; 0 or negative once ``moment`` has passed.
+    """
+    return -((now - moment) // timedelta(days=1))
