@@ -43,6 +43,10 @@ def configure(lab_dir: Path, port: int, transport_url: str, auth_url: str, passw
         f"connection = sqlite:///{home / 'mistral.sqlite'}\n"
         "[pecan]\nauth_enable = True\n"
         "[executor]\ntype = local\n"
+        # Cron triggers run in the periodic server that `--server all` starts. Run in the API
+        # (the default), their loop lives in the master process, which may hold Mistral's DB
+        # lock while it forks the workers: that worker then hangs for ever (seen on restarts).
+        "[cron_trigger]\nrun_in_api = False\n"
         f"[api]\nhost = 127.0.0.1\nport = {port}\napi_workers = 1\n"
         "[keystone_authtoken]\n"
         f"www_authenticate_uri = {auth_url}\n"
