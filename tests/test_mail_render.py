@@ -12,6 +12,7 @@ import pytest
 from vm_expiry.config import MailConfig
 from vm_expiry.mail import EVENTS, MailError, MailRenderer
 from vm_expiry.mail.render import format_date, one_line
+from vm_expiry.timeutil import days_until
 
 EXPIRE_AT = datetime(2026, 12, 7, 14, 0, tzinfo=timezone.utc)
 HORIZON = "https://dashboard.example.org"
@@ -104,6 +105,17 @@ def test_reminder_reads_naturally_on_the_last_days(days_left: int, phrase: str) 
 
     assert message["Subject"] == f'Your server "build-box" expires {phrase}'
     assert f"expires {phrase}, on Mon 7 Dec 2026 14:00 UTC" in text_of(message)
+
+
+@pytest.mark.parametrize(("left", "days"), [
+    (timedelta(days=6, hours=23), 7),         # a 7-day reminder sent by an hourly sweep
+    (timedelta(days=7, seconds=21), 7),       # swept a few seconds before its stage was due
+    (timedelta(days=1, seconds=-5), 1),
+    (timedelta(hours=11), 0),
+    (timedelta(hours=-13), -1),
+])
+def test_days_left_is_rounded_to_the_nearest_day(left: timedelta, days: int) -> None:
+    assert days_until(EXPIRE_AT, EXPIRE_AT - left) == days
 
 
 def test_mail_without_horizon_url_offers_only_the_command() -> None:

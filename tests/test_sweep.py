@@ -65,7 +65,7 @@ def test_a_forgotten_server_goes_through_its_whole_life(world, mail_sink):
     assert team.metadata == {} and team.id in cloud.servers
 
 
-def test_a_reminder_sent_an_hour_late_still_counts_the_started_day(world, mail_sink):
+def test_a_reminder_sent_an_hour_late_still_says_the_days_of_its_stage(world, mail_sink):
     cloud, _, _ = world
     sink, port = mail_sink
     config = config_for(port)

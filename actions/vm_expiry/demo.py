@@ -71,7 +71,9 @@ class Demo:
         for owner, name, project_id in boots:
             owner_session = pop.user_session(self.info, f"demo-{owner}", project_id)
             self._add(pop.boot(owner_session, self.info, name), name, owner)
-        self.start = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+        # The next whole minute, so that day N is at least N days after every boot.
+        self.start = (datetime.now(timezone.utc) + timedelta(minutes=1)).replace(
+            second=0, microsecond=0)
         old = format_time(self.start - timedelta(days=300))
         legacy = pop.seed(admin, self.info, projects["alice"], users["alice"], 1, old, "legacy-db")
         self._add(legacy[0], "legacy-db-0", "alice")

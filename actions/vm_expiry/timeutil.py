@@ -49,9 +49,9 @@ def days(count: float) -> timedelta:
 
 
 def days_until(moment: datetime, now: datetime) -> int:
-    """Days from ``now`` until ``moment``, a started day counting as a whole one.
+    """Days from ``now`` until ``moment``, rounded to the nearest day.
 
     A 7-day reminder sent by an hourly sweep finds 6 days 23 hours left and must still say
-    "in 7 days"; 0 or negative once ``moment`` has passed.
+    "in 7 days"; 0 within half a day of ``moment``, negative once it is further past.
     """
-    return -((now - moment) // timedelta(days=1))
+    return (moment - now + timedelta(hours=12)) // timedelta(days=1)

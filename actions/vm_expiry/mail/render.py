@@ -11,7 +11,7 @@ Variables the caller passes (``variables``):
 - ``project``: mapping with ``id``, ``name``
 - ``user``: mapping with ``id``, ``name``, ``email``
 - ``expire_at``: aware datetime; for ``prolonged`` the new expiry
-- ``days_left``: days until ``expire_at``, a started day counted whole; 0 or less once due
+- ``days_left``: days until ``expire_at``, rounded to the nearest day; 0 or less once due
 - ``delete_at``: datetime or None, when an expired server will be deleted
 - ``grace_days``, ``prolong_days``: the configuration's values
 - ``stage``: the reminder stage in days (``reminder`` only)
