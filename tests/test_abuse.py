@@ -14,20 +14,21 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from fake_cloud import FakeCloud, FakeServer
+from fake_cloud import FakeCloud
 from mail_sink import MailSink
 from mistral_lib.actions import Result
-from policy_helpers import SECRET, T0
-from test_faults import (  # noqa: F401  (runtime is a fixture)
+from pack_helpers import (
     SERVICE_PASSWORD,
     SMTP_PASSWORD,
     action_context,
-    runtime,
+    config_for,
+    run_sweep,
+    sealed,
 )
-from test_sweep import config_for, run_sweep
+from policy_helpers import SECRET, T0
 
 from vm_expiry.mistral_actions import Apply, Plan, Prolong, Summarize
-from vm_expiry.state import ExpiryState, Phase, read_state
+from vm_expiry.state import ExpiryState, Phase
 from vm_expiry.timeutil import days, format_time
 
 
@@ -43,10 +44,6 @@ def people(cloud: FakeCloud) -> SimpleNamespace:
         web=cloud.add_server("web", alice_project, alice, T0),
         bobs=cloud.add_server("bobs", bob_project, bob, T0),
     )
-
-
-def sealed(server: FakeServer) -> ExpiryState | None:
-    return read_state(server.id, server.metadata, SECRET).sealed
 
 
 # --- owners editing their server's metadata --------------------------------------------------
@@ -126,7 +123,7 @@ def prolong_as(token: str, server: str, now: float | None = None) -> Any:
 
 
 def test_prolong_of_another_projects_server_is_refused_and_changes_nothing(
-    cloud: FakeCloud, mail_sink: tuple[MailSink, int], runtime: Callable[..., None],  # noqa: F811
+    cloud: FakeCloud, mail_sink: tuple[MailSink, int], runtime: Callable[..., None],
     people: SimpleNamespace,
 ) -> None:
     sink, port = mail_sink
@@ -145,7 +142,7 @@ def test_prolong_of_another_projects_server_is_refused_and_changes_nothing(
     "{id}%2Faction", " {id}",
 ])
 def test_a_forged_server_input_does_not_get_past_the_ownership_check(
-    cloud: FakeCloud, mail_sink: tuple[MailSink, int], runtime: Callable[..., None],  # noqa: F811
+    cloud: FakeCloud, mail_sink: tuple[MailSink, int], runtime: Callable[..., None],
     people: SimpleNamespace, forged: str,
 ) -> None:
     _, port = mail_sink
@@ -160,7 +157,7 @@ def test_a_forged_server_input_does_not_get_past_the_ownership_check(
 
 
 def test_prolong_of_a_deleted_server_is_a_clear_refusal(
-    cloud: FakeCloud, mail_sink: tuple[MailSink, int], runtime: Callable[..., None],  # noqa: F811
+    cloud: FakeCloud, mail_sink: tuple[MailSink, int], runtime: Callable[..., None],
     people: SimpleNamespace,
 ) -> None:
     _, port = mail_sink
@@ -175,7 +172,7 @@ def test_prolong_of_a_deleted_server_is_a_clear_refusal(
 
 
 def test_prolong_past_the_cap_is_refused_with_the_reason_and_changes_nothing(
-    cloud: FakeCloud, mail_sink: tuple[MailSink, int], runtime: Callable[..., None],  # noqa: F811
+    cloud: FakeCloud, mail_sink: tuple[MailSink, int], runtime: Callable[..., None],
     people: SimpleNamespace,
 ) -> None:
     sink, port = mail_sink
@@ -189,7 +186,7 @@ def test_prolong_past_the_cap_is_refused_with_the_reason_and_changes_nothing(
 
 
 def test_a_second_prolong_that_moves_nothing_is_refused_and_resends_nothing(
-    cloud: FakeCloud, mail_sink: tuple[MailSink, int], runtime: Callable[..., None],  # noqa: F811
+    cloud: FakeCloud, mail_sink: tuple[MailSink, int], runtime: Callable[..., None],
     people: SimpleNamespace,
 ) -> None:
     """Found by the histories: at the lifetime cap, a second prolong reset the reminders, which
@@ -213,7 +210,7 @@ def test_a_second_prolong_that_moves_nothing_is_refused_and_resends_nothing(
 # --- forged execution contexts ---------------------------------------------------------------
 
 def test_target_mode_is_refused_even_with_a_valid_admin_token(
-    cloud: FakeCloud, runtime: Callable[..., None], people: SimpleNamespace,  # noqa: F811
+    cloud: FakeCloud, runtime: Callable[..., None], people: SimpleNamespace,
 ) -> None:
     forged = action_context(people.admin, is_target=True)
     for action in (Plan(now=format_time(T0)), Prolong(server=people.web.id),
@@ -223,7 +220,7 @@ def test_target_mode_is_refused_even_with_a_valid_admin_token(
 
 
 def test_a_members_context_with_a_forged_admin_project_and_name_stays_a_member(
-    cloud: FakeCloud, runtime: Callable[..., None], people: SimpleNamespace,  # noqa: F811
+    cloud: FakeCloud, runtime: Callable[..., None], people: SimpleNamespace,
 ) -> None:
     forged = action_context(people.bob, project_id="admin", user_name="admin",
                             service_catalog={"user": {"id": "u-admin"}, "roles": ["admin"]})
@@ -253,7 +250,7 @@ def test_a_hostile_server_name_is_escaped_in_html_and_injects_no_header(
 # --- secrets --------------------------------------------------------------------------------
 
 def test_secrets_never_appear_in_outputs_errors_or_logs(
-    cloud: FakeCloud, mail_sink: tuple[MailSink, int], runtime: Callable[..., None],  # noqa: F811
+    cloud: FakeCloud, mail_sink: tuple[MailSink, int], runtime: Callable[..., None],
     people: SimpleNamespace, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _, port = mail_sink

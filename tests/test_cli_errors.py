@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import yaml
 from fake_cloud import FakeCloud
+from pack_helpers import free_port
 
 from vm_expiry import cli
 
@@ -25,12 +24,6 @@ def clean_env(monkeypatch, tmp_path):
     clouds.write_text("clouds: {}\n")
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
     return clouds
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def run(capsys, *argv: str) -> tuple[int, str]:
@@ -58,7 +51,7 @@ def test_unknown_cloud_name_is_one_clear_line(clean_env, capsys):
 
 
 def test_unreachable_keystone_is_one_clear_line(clean_env, capsys):
-    port = closed_port()
+    port = free_port()
     clean_env.write_text(yaml.safe_dump({"clouds": {"down": {"auth": {
         "auth_url": f"http://127.0.0.1:{port}/v3", "username": "u", "password": "p",
         "project_name": "p", "user_domain_name": "Default", "project_domain_name": "Default"}}}}))
@@ -69,7 +62,7 @@ def test_unreachable_keystone_is_one_clear_line(clean_env, capsys):
 
 
 def test_unreachable_mistral_is_one_clear_line(clean_env, capsys, cloud: FakeCloud, monkeypatch):
-    port = closed_port()
+    port = free_port()
     monkeypatch.setattr("fake_cloud.MISTRAL", f"http://127.0.0.1:{port}/v2")
     cloud.register_passthrough(port)
     clean_env.write_text(yaml.safe_dump({"clouds": {"fake": {"auth": dict(

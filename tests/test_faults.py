@@ -15,18 +15,17 @@ from typing import Any
 
 import pytest
 import requests
-import yaml
-from fake_cloud import KEYSTONE, FakeCloud, FakeServer
+from fake_cloud import FakeCloud, FakeServer
 from mail_sink import MailSink
 from mistral_lib.actions import Result
-from policy_helpers import SECRET, T0
-from test_sweep import config_for, run_sweep
+from pack_helpers import action_context, config_for, free_port, run_sweep, sealed
+from policy_helpers import T0
 
 from vm_expiry import cloud as cloud_module
 from vm_expiry import sweep
 from vm_expiry.cloud import Cloud, CloudError
 from vm_expiry.mistral_actions import Plan
-from vm_expiry.state import Phase, read_state
+from vm_expiry.state import Phase
 from vm_expiry.timeutil import days, format_time
 
 
@@ -48,10 +47,6 @@ def snapshot(cloud: FakeCloud) -> dict[str, tuple[Any, ...]]:
     """Everything a sweep can change on the servers."""
     return {s.id: (dict(s.metadata), s.locked, s.locked_reason, s.status)
             for s in cloud.servers.values()}
-
-
-def sealed(server: FakeServer):
-    return read_state(server.id, server.metadata, SECRET).sealed
 
 
 def walk_to_expired(cloud: FakeCloud, config) -> None:
@@ -239,21 +234,13 @@ def silent_smtp() -> Iterator[int]:
         listener.close()
 
 
-def closed_port() -> int:
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    return port
-
-
 SMTP_FAULTS = ("down", "refusing", "timing-out")
 
 
 def broken_mail_config(fault: str, sink: MailSink, port: int, silent: int, **overrides: Any):
     """A configuration whose mail fails the way ``fault`` says."""
     if fault == "down":
-        return config_for(closed_port(), **overrides)
+        return config_for(free_port(), **overrides)
     if fault == "timing-out":
         return config_for(silent, **overrides, mail={
             "host": "127.0.0.1", "port": silent, "from": "ops@cloud.test", "timeout_seconds": 1})
@@ -351,37 +338,3 @@ def test_circuit_breaker_deletes_exactly_five_per_sweep_and_says_how_many_wait(
     assert waiting == [45, 40, 35, 30, 25, 20, 15, 10, 5, 0]
     assert run_sweep(cloud, config, T0 + days(111))["outcomes"] == {}
     assert len([s for s in sink.subjects() if "deleted" in s]) == 50
-
-
-# --- helpers for the action-level tests ------------------------------------------------------
-
-def action_context(token: str | None, **security: Any) -> SimpleNamespace:
-    """An action context as Mistral builds it; ``security`` overrides (or forges) fields."""
-    return SimpleNamespace(security=SimpleNamespace(
-        **{"auth_token": token, "is_target": False, **security}))
-
-
-SMTP_PASSWORD = "smtp-pw-Zq81"
-SERVICE_PASSWORD = "svc-pw-Kx42"
-
-
-@pytest.fixture
-def runtime(mail_sink: tuple[MailSink, int], tmp_path: Any,
-            monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
-    """The Mistral host's configuration file, pointing at the fake cloud and the sink."""
-    _, port = mail_sink
-
-    def write(**overrides: Any) -> None:
-        document = {
-            "secret_key": SECRET, "simulated_time": True, "max_lifetime_days": 120,
-            "mail": {"host": "127.0.0.1", "port": port, "from": "ops@cloud.test"},
-            "cloud": {"auth": {"auth_url": KEYSTONE, "username": "vm-expiry",
-                               "password": SERVICE_PASSWORD, "project_name": "service"}},
-            **overrides,
-        }
-        path = tmp_path / "vm-expiry.yaml"
-        path.write_text(yaml.safe_dump(document))
-        monkeypatch.setenv("VM_EXPIRY_CONFIG", str(path))
-
-    write()
-    return write

@@ -6,30 +6,13 @@ from datetime import timedelta
 
 import pytest
 from fake_cloud import FakeCloud
+from pack_helpers import config_for, run_sweep
 from policy_helpers import SECRET, T0
 
 from vm_expiry import sweep
 from vm_expiry.cloud import Cloud, CloudError
-from vm_expiry.config import from_mapping
 from vm_expiry.state import read_state
 from vm_expiry.timeutil import days
-
-
-def config_for(port: int, **overrides):
-    return from_mapping({
-        "secret_key": SECRET,
-        "mail": {"host": "127.0.0.1", "port": port, "from": "ops@cloud.test",
-                 "horizon_url": "https://horizon.test"},
-        **overrides,
-    })
-
-
-def run_sweep(cloud: FakeCloud, config, now, dry_run=False, page_size=1000):
-    api = Cloud(cloud.session())
-    planned = sweep.plan(api, config, now, page_size)
-    results = [sweep.Applier(Cloud(cloud.session()), config, now, dry_run).apply(batch)
-               for batch in planned["batches"]]
-    return sweep.summarize(planned, results, dry_run)
 
 
 @pytest.fixture

@@ -53,6 +53,13 @@ def _client(args: argparse.Namespace) -> Any:
     return mistral_ops.connect(cloud_session(args.cloud))
 
 
+def _run(args: argparse.Namespace, workflow: str, **workflow_input: Any) -> Mapping[str, Any]:
+    """Run ``workflow`` with the given input (and ``--now`` when set) and wait for its output."""
+    if args.now:
+        workflow_input["now"] = args.now
+    return mistral_ops.run(_client(args), workflow, workflow_input, args.timeout)
+
+
 def run_deploy(args: argparse.Namespace) -> int:
     config = load_file(args.config) if args.config else None
     cron = None if args.cron == "off" else args.cron
@@ -63,20 +70,14 @@ def run_deploy(args: argparse.Namespace) -> int:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    workflow_input: dict[str, Any] = {"dry_run": args.dry_run}
-    if args.now:
-        workflow_input["now"] = args.now
-    output = mistral_ops.run(_client(args), mistral_ops.SWEEP, workflow_input, args.timeout)
+    output = _run(args, mistral_ops.SWEEP, dry_run=args.dry_run)
     summary = output.get("summary") or {}
     print(json.dumps(summary, indent=2) if args.format == "json" else format_summary(summary))
     return 0
 
 
 def run_prolong(args: argparse.Namespace) -> int:
-    workflow_input: dict[str, Any] = {"server": args.server}
-    if args.now:
-        workflow_input["now"] = args.now
-    output = mistral_ops.run(_client(args), mistral_ops.PROLONG, workflow_input, args.timeout)
+    output = _run(args, mistral_ops.PROLONG, server=args.server)
     if args.format == "json":
         print(json.dumps(output, indent=2))
     else:

@@ -44,11 +44,14 @@ def caller(context: Any, cloud: Cloud) -> Identity:
     return cloud.validate_token(token)
 
 
-def _require_admin(context: Any, cloud: Cloud) -> Identity:
+def _admin_runtime(context: Any) -> tuple[Config, Cloud]:
+    """The configuration and the pack's cloud, once Keystone confirms the caller is an admin."""
+    config = load_runtime()
+    cloud = _service_cloud(config)
     identity = caller(context, cloud)
     if not identity.is_admin:
         raise Forbidden(f"refused: user {identity.user_name or identity.user_id} is not an admin")
-    return identity
+    return config, cloud
 
 
 def resolve_now(now: str | None, allowed: bool = True) -> datetime:
@@ -84,9 +87,7 @@ class Plan(actions.Action):
 
     def run(self, context: Any) -> Any:
         def work() -> Mapping[str, Any]:
-            config = load_runtime()
-            cloud = _service_cloud(config)
-            _require_admin(context, cloud)
+            config, cloud = _admin_runtime(context)
             return sweep.plan(cloud, config, resolve_now(self.now), self.page_size)
 
         return _guarded(work)
@@ -103,9 +104,7 @@ class Apply(actions.Action):
 
     def run(self, context: Any) -> Any:
         def work() -> Mapping[str, Any]:
-            config = load_runtime()
-            cloud = _service_cloud(config)
-            _require_admin(context, cloud)
+            config, cloud = _admin_runtime(context)
             applier = sweep.Applier(cloud, config, resolve_now(self.now), bool(self.dry_run))
             return applier.apply(self.steps)
 
@@ -161,9 +160,7 @@ class Exempt(actions.Action):
 
     def run(self, context: Any) -> Any:
         def work() -> Mapping[str, Any]:
-            config = load_runtime()
-            cloud = _service_cloud(config)
-            _require_admin(context, cloud)
+            config, cloud = _admin_runtime(context)
             facts = cloud.get_server(str(self.server))
             sweep.write_state(cloud, facts, ExpiryState(Phase.EXEMPT, None), config.secret_key)
             unlocked = locked_by_pack(facts.locked, facts.locked_reason)
